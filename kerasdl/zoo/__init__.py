@@ -1,0 +1,1 @@
+"""The model zoo (placeholder until the zoo lands)."""
