@@ -677,6 +677,10 @@ def _float64_model(model, call_args):
     # the global policy is float64 (its sub-layers, created in `__init__`
     # with no dtype, pick the policy up).
     def clone_layer(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            # A bare operation in the graph (the `NotEqual` that builds an
+            # embedding's mask): it has no weights and no dtype to change.
+            return layer
         if isinstance(layer, keras.Model):
             return _float64_model(layer, None)
         return _float64_layer(layer)
