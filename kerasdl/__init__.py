@@ -16,7 +16,14 @@ from kerasdl import zoo
 # Modules built on TensorFlow-only tools (GradientTape, tf.data,
 # SavedModel) load on first use, so that `import kerasdl` stays light under
 # `KERAS_BACKEND=jax`.
-_LAZY_MODULES = ("data", "dynamics", "export", "gradcheck", "training")
+_LAZY_MODULES = (
+    "data",
+    "dynamics",
+    "export",
+    "gradcheck",
+    "serving",
+    "training",
+)
 
 
 def __getattr__(name):
