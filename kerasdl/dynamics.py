@@ -465,6 +465,17 @@ def _run_functional(model, inputs, recorder, training):
     return outputs
 
 
+def _without_cached_logits(outputs):
+    """Copies `outputs` so a loss cannot bypass the final softmax.
+
+    On TensorFlow, Keras caches the logits on a softmax's output tensor and
+    its crossentropy reads them instead of the probabilities, so no
+    gradient would reach the softmax layer's output. A copy carries no
+    cache: the loss is then taken on the probabilities, as the maths says.
+    """
+    return tf.nest.map_structure(tf.identity, outputs)
+
+
 def _resolve_loss(model, targets, loss):
     """Returns `E(inputs, outputs)` as a function, from the arguments."""
     if loss is not None:
@@ -482,7 +493,7 @@ def _resolve_loss(model, targets, loss):
         # A per-example loss (e.g. keras.losses.mean_squared_error) is
         # averaged, as Keras does with reduction="sum_over_batch_size".
         return lambda inputs, outputs: tf.reduce_mean(
-            function(targets, outputs)
+            function(targets, _without_cached_logits(outputs))
         )
     if targets is not None:
         if getattr(model, "loss", None) is None:
@@ -496,7 +507,7 @@ def _resolve_loss(model, targets, loss):
         # batches nudges the per-output losses that `fit` reports; a
         # side-effect-free compiled loss has no public API yet.
         return lambda inputs, outputs: model.compute_loss(
-            x=inputs, y=targets, y_pred=outputs
+            x=inputs, y=targets, y_pred=_without_cached_logits(outputs)
         )
     return lambda inputs, outputs: tf.add_n(
         [tf.reduce_sum(tensor) for tensor in _floating_tensors(outputs)]

@@ -478,3 +478,24 @@ def test_cli_reports_bad_arguments(tmp_path, capsys):
 
     assert status == 2
     assert "Received: width=0" in capsys.readouterr().err
+
+
+def test_compiled_crossentropy_reaches_the_softmax_output():
+    # Keras' crossentropy reads the logits it caches on a softmax output;
+    # the measured gradient must still be taken on the probabilities.
+    # Keras' loss on probabilities is E = mean_i -log(p[i, y_i] / sum_j
+    # p[i, j]), so dE/dp[i, j] = (1 - [j = y_i] / p[i, y_i]) / batch.
+    inputs = keras.Input((3,))
+    logits = keras.layers.Dense(4, name="logits")(inputs)
+    outputs = keras.layers.Activation("softmax", name="softmax")(logits)
+    model = keras.Model(inputs, outputs)
+    model.compile(loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    y = np.array([0, 1, 2, 3, 0])
+
+    norms = dynamics.layer_output_gradient_norms(model, x, y)
+
+    probabilities = model.predict_on_batch(x).astype(np.float64)
+    picked = probabilities[np.arange(5), y]
+    expected = np.sqrt(np.sum((1.0 - 1.0 / picked) ** 2 + 3.0)) / 5
+    np.testing.assert_allclose(norms["softmax"], expected, rtol=1e-4)
