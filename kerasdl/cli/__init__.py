@@ -52,7 +52,8 @@ def main(argv=None):
         prog=f"kerasdl {args.command}", description=_HELP[args.command]
     )
     module.add_arguments(sub)
-    sub_args = sub.parse_args(rest)
+    # Intermixed, so options may follow the inputs: `predict NAME "a b" --json`.
+    sub_args = sub.parse_intermixed_args(rest)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
