@@ -1,0 +1,1 @@
+"""Benchmark and reproduction scripts (see docs/results/README.md)."""
