@@ -672,3 +672,15 @@ def test_every_model_trains_and_predicts_under_jax():
         if line.startswith("OK ")
     ]
     assert trained == zoo.list_models()
+
+
+def test_random_batch_finds_an_embedding_inside_a_nested_encoder():
+    language_model = zoo.build(
+        "rnn_language_model", vocabulary_size=40, sequence_length=6
+    )
+    classifier = zoo.sentence_classifier(language_model, num_classes=3)
+
+    inputs, targets = zoo.random_batch(classifier, batch_size=4)
+
+    assert inputs.shape == (4, 6) and targets.shape == (4,)
+    assert inputs.max() < 40 and targets.max() < 3

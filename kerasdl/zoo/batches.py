@@ -1,5 +1,6 @@
 """Random batches shaped for any zoo model, for smoke tests and demos."""
 
+import keras
 import numpy as np
 
 
@@ -38,10 +39,17 @@ def _output_shape(model, input_shape):
 
 
 def _vocabulary_size(model):
-    """The `input_dim` of the model's first Embedding layer."""
-    for layer in model.layers:
-        if hasattr(layer, "input_dim"):
+    """The `input_dim` of the model's first Embedding layer.
+
+    Searched depth-first, so an Embedding inside a nested layer (the
+    encoder that `sentence_classifier` puts on a language model) counts.
+    """
+    pending = list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        if isinstance(layer, keras.layers.Embedding):
             return int(layer.input_dim)
+        pending[:0] = getattr(layer, "layers", [])
     raise ValueError(
         "Argument `model` takes int inputs but has no Embedding layer to "
         f"size the token ids. Received: model={model.name}"
