@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from kerasdl import data
 from kerasdl import zoo
+from kerasdl.optimizers import DenseGradientAdadelta
 
 logger = logging.getLogger(__name__)
 
@@ -345,41 +346,6 @@ def vectorize(train, dev, test, *, minimum_length=1, num_classes=None):
 
 
 # --------------------------------------------------------------- training
-
-
-def _dense_gradient(gradient, variable):
-    """An embedding's sparse gradient as a dense tensor (static rows)."""
-    if not isinstance(gradient, tf.IndexedSlices):
-        return gradient
-    # Rows not in the batch get zeros; repeated ids are summed. The row
-    # count is a Python int, so XLA sees a compile-time constant.
-    rows = variable.shape[0] if variable is not None else None
-    if rows is None:
-        return tf.convert_to_tensor(gradient)
-    return tf.math.unsorted_segment_sum(
-        gradient.values, gradient.indices, num_segments=rows
-    )
-
-
-class DenseGradientAdadelta(keras.optimizers.Adadelta):
-    """Adadelta that applies embedding gradients as dense tensors.
-
-    Keras 3.15's Adadelta updates a sparse (`tf.IndexedSlices`) embedding
-    gradient with an `UnsortedSegmentSum` whose size XLA cannot know at
-    compile time, so `jit_compile=True` fails on every text model with
-    an Embedding. Densifying first makes the step compile; it also
-    matches Kim's Theano code, which updated the whole embedding matrix
-    every step (rows outside the batch see a zero gradient, so their
-    Adadelta accumulators decay).
-    """
-
-    def apply(self, grads, trainable_variables=None):
-        variables = trainable_variables or [None] * len(grads)
-        grads = [
-            _dense_gradient(gradient, variable)
-            for gradient, variable in zip(grads, variables)
-        ]
-        return super().apply(grads, trainable_variables)
 
 
 def kim_optimizer(dense_gradients=False):

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 import importlib
 
 from kerasdl import layers
+from kerasdl import optimizers
 from kerasdl import zoo
 
 # Modules built on TensorFlow-only tools (GradientTape, tf.data,
@@ -32,4 +33,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'kerasdl' has no attribute {name!r}")
 
 
-__all__ = ["layers", "zoo", *_LAZY_MODULES]
+__all__ = ["layers", "optimizers", "zoo", *_LAZY_MODULES]

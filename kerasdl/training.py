@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdl import zoo
+from kerasdl.optimizers import DenseGradientAdadelta
 
 logger = logging.getLogger(__name__)
 
@@ -954,8 +955,10 @@ def _make_optimizer(config):
         return keras.optimizers.SGD(learning_rate=learning_rate)
     if config.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=learning_rate)
-    # rho=0.95 as in Kim (2014), following Zeiler (2012).
-    return keras.optimizers.Adadelta(learning_rate=learning_rate, rho=0.95)
+    # rho=0.95 as in Kim (2014), following Zeiler (2012). Dense embedding
+    # gradients: Keras' sparse Adadelta update stalls under XLA and is
+    # wrong for an id repeated in a batch (see DenseGradientAdadelta).
+    return DenseGradientAdadelta(learning_rate=learning_rate, rho=0.95)
 
 
 def _compile(model, config, task):
