@@ -282,6 +282,19 @@ def test_command_line_rejects_bad_arguments(argv, expected, capsys):
     assert expected in capsys.readouterr().err
 
 
+def test_command_line_reports_bad_data_without_a_traceback(tmp_path, capsys):
+    script = _load_train_script()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0 a fine sentence\nseven a label that is not a number\n")
+    argv = ["--data", str(bad), "--no-export", "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        script.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "bad.txt" in err and "line 2" in err
+    assert "Traceback" not in err
+
+
 def test_unknown_model_raises_the_zoo_error(tmp_path, sentences):
     config = _tiny_config(tmp_path, sentences, model="text_cnm")
     with pytest.raises(ValueError, match="Unknown model.*text_cnn"):

@@ -27,6 +27,7 @@ if importlib.util.find_spec("kerasdl") is None:
     # folder up from this script.
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from kerasdl import data  # noqa: E402
 from kerasdl import training  # noqa: E402
 
 DEFAULT_MODEL = "text_cnn_kim"
@@ -235,7 +236,11 @@ def main(argv=None) -> int:
         training.zoo.get_model_info(config.model)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
-    result = training.train(config)
+    try:
+        result = training.train(config)
+    except data.DataError as error:
+        # Bad data is the user's to fix: the file and line, no traceback.
+        parser.error(str(error))
     print_summary(result)
     return 0
 
