@@ -29,6 +29,7 @@ import tensorflow as tf
 from kerasdl import data
 from kerasdl import zoo
 from kerasdl.optimizers import DenseGradientAdadelta
+from kerasdl.optimizers import SparseAdadelta
 
 logger = logging.getLogger(__name__)
 
@@ -353,14 +354,14 @@ def kim_optimizer(dense_gradients=False):
 
     Args:
         dense_gradients: Apply embedding gradients densely
-            (`DenseGradientAdadelta`); needed under `jit_compile=True`.
+            (`DenseGradientAdadelta`), as XLA (`jit_compile=True`) needs;
+            otherwise `SparseAdadelta` updates only the batch's rows, with
+            the same result.
 
     Returns:
         A fresh Keras optimizer.
     """
-    kind = (
-        DenseGradientAdadelta if dense_gradients else keras.optimizers.Adadelta
-    )
+    kind = DenseGradientAdadelta if dense_gradients else SparseAdadelta
     return kind(learning_rate=1.0, rho=KIM_RHO, epsilon=KIM_EPSILON)
 
 

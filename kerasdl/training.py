@@ -45,6 +45,7 @@ import tensorflow as tf
 
 from kerasdl import zoo
 from kerasdl.optimizers import DenseGradientAdadelta
+from kerasdl.optimizers import SparseAdadelta
 
 logger = logging.getLogger(__name__)
 
@@ -955,10 +956,14 @@ def _make_optimizer(config):
         return keras.optimizers.SGD(learning_rate=learning_rate)
     if config.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=learning_rate)
-    # rho=0.95 as in Kim (2014), following Zeiler (2012). Dense embedding
-    # gradients: Keras' sparse Adadelta update stalls under XLA and is
-    # wrong for an id repeated in a batch (see DenseGradientAdadelta).
-    return DenseGradientAdadelta(learning_rate=learning_rate, rho=0.95)
+    # rho=0.95 as in Kim (2014), following Zeiler (2012). Keras' own
+    # Adadelta is wrong for an id repeated in a batch and stalls under
+    # XLA; SparseAdadelta updates only the batch's embedding rows (same
+    # result as dense Adadelta), but needs tf.unique, which XLA cannot
+    # compile, so XLA gets dense embedding gradients instead.
+    if config.jit_compile:
+        return DenseGradientAdadelta(learning_rate=learning_rate, rho=0.95)
+    return SparseAdadelta(learning_rate=learning_rate, rho=0.95)
 
 
 def _compile(model, config, task):
