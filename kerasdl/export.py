@@ -655,6 +655,15 @@ def _render_readme(card):
             f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
             for k, v in card["metrics"].items()
         ]
+    if card.get("folded_embeddings"):
+        lines += [
+            "",
+            "## Folded embeddings",
+            "",
+            "Inference only: the embedding is multiplied into the "
+            "convolutions ahead of time (`kerasdl.folding`); the "
+            "SavedModel has no trainable weights and no gradients.",
+        ]
     if card.get("hand_written_gradients"):
         layers = ", ".join(card["hand_written_gradients"])
         lines += [
@@ -672,7 +681,9 @@ def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def _model_card(name, version, task, signatures, class_names, extra, model):
+def _model_card(
+    name, version, task, signatures, class_names, extra, model, folded
+):
     card = {
         "name": name,
         "version": version,
@@ -682,7 +693,9 @@ def _model_card(name, version, task, signatures, class_names, extra, model):
         "signatures": signatures,
         "data": None,
         "metrics": {},
-        "hand_written_gradients": hand_written_layers(model),
+        # A folded export serves no gradients at all.
+        "hand_written_gradients": [] if folded else hand_written_layers(model),
+        "folded_embeddings": folded,
         "exported_at": datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0)
         .isoformat(),
@@ -714,13 +727,35 @@ def _write_assets_extra(directory, card, requests, vectorizer):
 # ---------------------------------------------------------------------------
 
 
-def _serving_functions(model, task, vectorizer, class_names, image_shape):
+def _serving_functions(
+    model, task, vectorizer, class_names, image_shape, served
+):
     if task == "image_classification":
         return _image_signatures(model, image_shape, class_names)
     sequence_length = _sequence_length(model, vectorizer)
     return _text_signatures(
-        model, task, vectorizer, sequence_length, class_names
+        served, task, vectorizer, sequence_length, class_names
     )
+
+
+def _folded(model, task, vectorizer):
+    if task != "text_classification":
+        raise ValueError(
+            "`fold_embeddings=True` needs a text classifier (a zoo text "
+            f"CNN). Received: task={task!r}"
+        )
+    from kerasdl import folding
+
+    folded = folding.fold_text_cnn(model)
+    if vectorizer is not None:
+        size = int(vectorizer.vocabulary_size())
+        if size > folded.vocabulary_size:
+            raise ValueError(
+                f"The vectorizer has {size} tokens but the model's "
+                f"embedding only {folded.vocabulary_size} rows. Received: "
+                f"vectorizer.vocabulary_size()={size}"
+            )
+    return folded
 
 
 def _build_archive(model, vectorizer, signatures):
@@ -751,6 +786,7 @@ def export_model(
     model_card: dict[str, Any] | None = None,
     warmup: bool = True,
     examples: Sequence[str] | np.ndarray | None = None,
+    fold_embeddings: bool = False,
 ) -> pathlib.Path:
     """Exports `model` as version `version` of `<base_dir>/<name>/`.
 
@@ -784,6 +820,14 @@ def export_model(
         warmup: Whether to write `assets.extra/tf_serving_warmup_requests`.
         examples: Inputs for the warm-up requests (sentences, or float32
             images (batch, H, W, C)); made up when `None`.
+        fold_embeddings: For a zoo text CNN (`text_cnn`, `text_cnn_kim`
+            with token-id inputs), serve `kerasdl.folding.fold_text_cnn`'s
+            inference-only form: the embedding is multiplied into the
+            convolutions ahead of time, so a request is a table lookup
+            and a few additions (about 3x faster at batch 1) at the cost
+            of a table `sum(region_sizes) * filters / embedding_dim`
+            times the embedding's size. The SavedModel then holds no
+            trainable weights and no gradients.
 
     Returns:
         The version directory written, e.g. `saved_models/text_cnn/3`.
@@ -819,10 +863,13 @@ def export_model(
             # Fail before the slow tracing and saving.
             raise _version_exists(model_dir / str(version))
 
+    served = model
+    if fold_embeddings:
+        served = _folded(model, task, vectorizer)
     signatures = _serving_functions(
-        model, task, vectorizer, class_names, image_shape
+        model, task, vectorizer, class_names, image_shape, served
     )
-    archive, functions = _build_archive(model, vectorizer, signatures)
+    archive, functions = _build_archive(served, vectorizer, signatures)
 
     model_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(model_dir)
@@ -842,7 +889,14 @@ def export_model(
         )
         described = _describe_signatures(signatures, functions)
         card = _model_card(
-            name, chosen, task, described, class_names, model_card, model
+            name,
+            chosen,
+            task,
+            described,
+            class_names,
+            model_card,
+            model,
+            fold_embeddings,
         )
         requests = []
         if warmup:
@@ -967,6 +1021,7 @@ def export_run(
     base_dir: str | os.PathLike = "saved_models",
     version: int | None = None,
     overwrite: bool = False,
+    fold_embeddings: bool = False,
 ) -> pathlib.Path:
     """Exports the model of a training run directory.
 
@@ -980,6 +1035,8 @@ def export_run(
         name: The exported model's name; defaults to the run's zoo model
             (`config.json` `"model"`), else the file's stem.
         base_dir: The folder holding one sub-folder per model.
+        fold_embeddings: Serve a text CNN with its embedding folded into
+            its convolutions (see `export_model`).
         version: The version to write; `None` takes the next free number.
         overwrite: Whether an existing `version` may be replaced.
 
@@ -1031,6 +1088,7 @@ def export_run(
         version=version,
         overwrite=overwrite,
         model_card=card,
+        fold_embeddings=fold_embeddings,
     )
 
 

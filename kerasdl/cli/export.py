@@ -42,6 +42,12 @@ def add_arguments(parser):
         action="store_true",
         help="replace the version if it exists",
     )
+    parser.add_argument(
+        "--fold-embeddings",
+        action="store_true",
+        help="text CNNs: serve an inference-only form with the embedding "
+        "multiplied into the convolutions (faster, larger; no gradients)",
+    )
 
 
 def run(args):
@@ -55,6 +61,7 @@ def run(args):
             base_dir=args.base_dir,
             version=args.version,
             overwrite=args.overwrite,
+            fold_embeddings=args.fold_embeddings,
         )
     except (OSError, TypeError, ValueError) as error:
         print(f"kerasdl export: error: {error}", file=sys.stderr)
