@@ -6,7 +6,10 @@ For `text_cnn_kim` (its `token_ids` signature) and `image_cnn_same` (its
 
 - the reloaded SavedModel's signature function (what TF Serving runs),
 - `model.predict_on_batch` (Keras' own inference entry point),
-- a bare `tf.function` around `model(inputs, training=False)`.
+- a bare `tf.function` around `model(inputs, training=False)`,
+- for the text model, also the signature of its folded export
+  (`export_model(..., fold_embeddings=True)`: the embedding multiplied
+  into the convolutions ahead of time, `kerasdl.folding`).
 
 It prints batch-1 latency (median and 90th percentile over `--calls`
 calls) and batch-256 throughput (examples per second over `--repeats`
@@ -40,6 +43,7 @@ from kerasdl import export  # noqa: E402
 from kerasdl import zoo  # noqa: E402
 
 WARMUP_CALLS = 5
+FOLDED_RUNNER = "SavedModel signature, folded"
 
 
 def _token_batch(rng, batch_size, sequence_length, vocabulary_size):
@@ -52,6 +56,10 @@ def _image_batch(rng, batch_size, image_shape):
     return rng.uniform(size=(batch_size, *image_shape)).astype("float32")
 
 
+def _signature_runner(signature, input_name):
+    return lambda batch: signature(**{input_name: tf.constant(batch)})
+
+
 def _runners(model, signature, input_name, spec):
     """The three ways of running `model`, each taking a NumPy batch."""
     bare = tf.function(
@@ -59,9 +67,7 @@ def _runners(model, signature, input_name, spec):
         input_signature=[spec],
     )
     return {
-        "SavedModel signature": lambda batch: signature(
-            **{input_name: tf.constant(batch)}
-        ),
+        "SavedModel signature": _signature_runner(signature, input_name),
         "model.predict_on_batch": model.predict_on_batch,
         "tf.function(model)": lambda batch: bare(tf.constant(batch)),
     }
@@ -156,6 +162,23 @@ def run_benchmark(calls, repeats, large_batch):
             signature = loaded.signatures[signature_name]
             single, large = make(1), make(large_batch)
             runners = _runners(model, signature, input_name, spec)
+            if task == "text_classification":
+                # The inference-only export with the embedding folded
+                # into the convolutions (kerasdl.folding).
+                folded_path = export.export_model(
+                    model,
+                    f"{name}_folded",
+                    task=task,
+                    base_dir=base_dir,
+                    vectorizer=vectorizer,
+                    warmup=False,
+                    fold_embeddings=True,
+                )
+                folded = tf.saved_model.load(str(folded_path))
+                folded_signature = folded.signatures[signature_name]
+                runners[FOLDED_RUNNER] = _signature_runner(
+                    folded_signature, input_name
+                )
             for runner, run in runners.items():
                 median, p90 = _latency(run, single, calls)
                 rate = _throughput(run, large, repeats)
@@ -165,13 +188,13 @@ def run_benchmark(calls, repeats, large_batch):
 
 def _print_table(rows, large_batch):
     header = (
-        f"{'model':<16}{'runner':<24}{'batch-1 median ms':>18}"
+        f"{'model':<16}{'runner':<32}{'batch-1 median ms':>18}"
         f"{'p90 ms':>9}{f'batch-{large_batch} ex/s':>17}"
     )
     print(header)
     print("-" * len(header))
     for name, runner, median, p90, rate in rows:
-        print(f"{name:<16}{runner:<24}{median:>18.2f}{p90:>9.2f}{rate:>17.0f}")
+        print(f"{name:<16}{runner:<32}{median:>18.2f}{p90:>9.2f}{rate:>17.0f}")
 
 
 def main(argv=None):

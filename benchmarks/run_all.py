@@ -199,6 +199,26 @@ def section_accuracy(args, state):
     return result
 
 
+def bench_serving_folded():
+    """The runner name of the folded export in bench_serving's rows."""
+    from benchmarks import bench_serving
+
+    return bench_serving.FOLDED_RUNNER
+
+
+def _serving_row(serving, runner):
+    if not isinstance(serving, list):
+        return None
+    return next(
+        (
+            row
+            for row in serving
+            if row["model"] == "text_cnn_kim" and row["runner"] == runner
+        ),
+        None,
+    )
+
+
 def section_serving(args, state):
     try:
         from benchmarks import bench_serving
@@ -301,19 +321,19 @@ def check_targets(state):
         )
     )
     serving = state.get("serving")
-    signature = None
-    if isinstance(serving, list):
-        signature = next(
-            (
-                row
-                for row in serving
-                if row["model"] == "text_cnn_kim"
-                and row["runner"] == "SavedModel signature"
-            ),
-            None,
-        )
+    plain = _serving_row(serving, "SavedModel signature")
+    # The targets are read on the fastest export, the folded one; the
+    # plain export's figures go in the setting column.
+    signature = _serving_row(serving, bench_serving_folded()) or plain
     latency = signature["batch1_median_milliseconds"] if signature else None
     rate = signature["batch256_examples_per_second"] if signature else None
+    setting = "text_cnn_kim, zoo defaults (64 tokens, 20,000 words)"
+    if signature is not None and signature is not plain and plain:
+        setting += (
+            ", folded export; plain export: "
+            f"{plain['batch1_median_milliseconds']:.2f} ms, "
+            f"{plain['batch256_examples_per_second']:,.0f} ex/s"
+        )
     targets.append(
         (
             "SavedModel token_ids signature, batch-1 latency (median ms)",
@@ -325,7 +345,7 @@ def check_targets(state):
                 higher_is_better=False,
                 unit=" ms",
             ),
-            "text_cnn_kim, zoo defaults (64 tokens)",
+            setting,
         )
     )
     targets.append(
@@ -334,7 +354,7 @@ def check_targets(state):
             f">= {TARGET_BATCH256_EXAMPLES_PER_SECOND:,.0f}",
             rate,
             _met(rate, TARGET_BATCH256_EXAMPLES_PER_SECOND),
-            "text_cnn_kim, zoo defaults (64 tokens)",
+            setting,
         )
     )
     return [

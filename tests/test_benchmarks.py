@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import _common
+from benchmarks import bench_serving
 from benchmarks import flops
 from benchmarks import fused_text_cnn
 from benchmarks import run_all
@@ -300,6 +301,45 @@ def test_targets_report_by_how_much_they_are_met_or_missed():
     assert accuracy["verdict"].startswith("met by 1.00 points")
     latency = targets["SavedModel token_ids signature"]
     assert latency["verdict"] == "not measured"
+
+
+def test_serving_targets_read_the_folded_export():
+    def row(runner, milliseconds, rate):
+        return {
+            "model": "text_cnn_kim",
+            "runner": runner,
+            "batch1_median_milliseconds": milliseconds,
+            "batch1_p90_milliseconds": milliseconds,
+            "batch256_examples_per_second": rate,
+        }
+
+    state = {
+        "serving": [
+            row("SavedModel signature", 1.4, 3900.0),
+            row(bench_serving.FOLDED_RUNNER, 0.3, 9000.0),
+        ]
+    }
+    targets = {
+        t["target"].split(",")[1].strip(): t
+        for t in run_all.check_targets(state)
+        if t["target"].startswith("SavedModel")
+    }
+    latency = targets["batch-1 latency (median ms)"]
+    assert latency["measured"] == 0.3 and latency["met"] is True
+    assert "plain export: 1.40 ms, 3,900 ex/s" in latency["setting"]
+    rate = targets["batch-256 examples/s"]
+    assert rate["measured"] == 9000.0 and rate["met"] is True
+
+
+@pytest.mark.slow
+def test_bench_serving_times_the_plain_and_folded_exports():
+    rows = bench_serving.run_benchmark(calls=3, repeats=1, large_batch=4)
+    runners = {(name, runner) for name, runner, *_ in rows}
+    assert ("text_cnn_kim", bench_serving.FOLDED_RUNNER) in runners
+    assert ("text_cnn_kim", "SavedModel signature") in runners
+    assert ("image_cnn_same", "SavedModel signature") in runners
+    for _, _, median, p90, rate in rows:
+        assert 0 < median <= p90 and rate > 0
 
 
 # ------------------------------------------------- the scripts, end to end
