@@ -464,9 +464,11 @@ def render(state, targets, args, machine):
         lines += _speed_table(state["kim"])
         lines += [
             "",
-            "Adadelta (Kim's recipe); every row after the second adds its "
-            "change to the row above; the fused rows count the unfused "
-            "(useful) FLOPs.",
+            "Adadelta (Kim's recipe): `SparseAdadelta` (only the batch's "
+            "embedding rows) in the first three rows, "
+            "`DenseGradientAdadelta` (the whole embedding every step, as "
+            "XLA needs) below; each row changes one thing from the row "
+            "above; the fused rows count the unfused (useful) FLOPs.",
         ]
     if state.get("accuracy"):
         result = state["accuracy"]
