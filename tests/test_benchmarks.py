@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import _common
+from benchmarks import bench_optimizers
 from benchmarks import bench_serving
 from benchmarks import flops
 from benchmarks import fused_text_cnn
@@ -340,6 +341,17 @@ def test_bench_serving_times_the_plain_and_folded_exports():
     assert ("image_cnn_same", "SavedModel signature") in runners
     for _, _, median, p90, rate in rows:
         assert 0 < median <= p90 and rate > 0
+
+
+def test_bench_optimizers_times_every_adadelta():
+    rows = dict(
+        bench_optimizers.run_benchmark(
+            vocabulary_size=300, batch_size=4, steps=2, repeats=1
+        )
+    )
+    assert len(rows) == 7
+    assert rows["SparseAdadelta: embedding only"] > 0
+    assert all(milliseconds > 0 for milliseconds in rows.values())
 
 
 # ------------------------------------------------- the scripts, end to end
