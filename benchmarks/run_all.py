@@ -156,8 +156,10 @@ def section_kim(args, state):
     return _run_cases(args, cases, state["peak"]["gflops"])
 
 
-def _fastest_kim_case(args, state):
-    """The fastest batch-50 setting of the `kim` section (Kim's recipe)."""
+def _fastest_kim_cases(args, state):
+    """The fastest batch-50 float32 setting of the `kim` section (Kim's
+    recipe) and, where another precision is faster still, that one too.
+    """
     vectors = state["trec"]
     cases = throughput.kim_variants(
         vectors.train,
@@ -174,29 +176,41 @@ def _fastest_kim_case(args, state):
     ]
     if not candidates:
         # No speed figures: plain zoo model at the trimmed length.
-        return cases[1]
-    return max(candidates, key=lambda c: rows[c.label]["examples_per_second"])
+        return [cases[1]]
+
+    def speed(case):
+        return rows[case.label]["examples_per_second"]
+
+    float32 = [c for c in candidates if c.dtype_policy == "float32"]
+    chosen = [max(float32 or candidates, key=speed)]
+    fastest = max(candidates, key=speed)
+    if fastest is not chosen[0]:
+        chosen.append(fastest)
+    return chosen
 
 
 def section_accuracy(args, state):
-    case = _fastest_kim_case(args, state)
-    keras.utils.set_random_seed(0)
-    result = _common.train_and_test(
-        case.build(),
-        state["trec"],
-        epochs=10_000,
-        time_budget=args.training_seconds,
-        jit_compile=case.jit_compile,
-        steps_per_execution=case.steps_per_execution,
-    )
-    result["case"] = case.label
-    result["time_budget_seconds"] = args.training_seconds
-    print(
-        f"TREC after {result['train_seconds']:.1f} s ({case.label}): "
-        f"test {result['test_accuracy']:.1f} %",
-        flush=True,
-    )
-    return result
+    runs = []
+    for case in _fastest_kim_cases(args, state):
+        keras.utils.set_random_seed(0)
+        result = _common.train_and_test(
+            case.build_model(),
+            state["trec"],
+            epochs=10_000,
+            time_budget=args.training_seconds,
+            jit_compile=case.jit_compile,
+            steps_per_execution=case.steps_per_execution,
+        )
+        result["case"] = case.label
+        result["time_budget_seconds"] = args.training_seconds
+        print(
+            f"TREC after {result['train_seconds']:.1f} s ({case.label}): "
+            f"test {result['test_accuracy']:.1f} %",
+            flush=True,
+        )
+        runs.append(result)
+    best = max(runs, key=lambda run: run["test_accuracy"])
+    return {**best, "runs": runs}
 
 
 def bench_serving_folded():
@@ -295,7 +309,10 @@ def check_targets(state):
     kim_rows = [
         row
         for row in state.get("kim") or []
-        if "percent_of_peak" in row and row["batch_size"] == 50
+        if "percent_of_peak" in row
+        and row["batch_size"] == 50
+        # The peak is float32's: bfloat16 rows are not measured against it.
+        and row.get("dtype_policy", "float32") == "float32"
     ]
     best = max(kim_rows, key=lambda r: r["percent_of_peak"], default=None)
     value = best["percent_of_peak"] if best else None
@@ -471,18 +488,16 @@ def render(state, targets, args, machine):
             "above; the fused rows count the unfused (useful) FLOPs.",
         ]
     if state.get("accuracy"):
-        result = state["accuracy"]
-        lines += [
-            "",
-            "## TREC accuracy on a time budget",
-            "",
-            f"{result['case']}: test accuracy "
-            f"**{result['test_accuracy']:.1f} %** after "
-            f"{result['train_seconds']:.1f} s of `fit` (budget "
-            f"{result['time_budget_seconds']:.0f} s, tracing and dev "
-            f"evaluation included; {result['epochs_run']} epochs, best dev "
-            f"epoch {result['best_epoch']}).",
-        ]
+        lines += ["", "## TREC accuracy on a time budget", ""]
+        for result in state["accuracy"].get("runs", [state["accuracy"]]):
+            lines.append(
+                f"- {result['case']}: test accuracy "
+                f"**{result['test_accuracy']:.1f} %** after "
+                f"{result['train_seconds']:.1f} s of `fit` (budget "
+                f"{result['time_budget_seconds']:.0f} s, tracing and dev "
+                f"evaluation included; {result['epochs_run']} epochs, best "
+                f"dev epoch {result['best_epoch']})."
+            )
     serving = state.get("serving")
     if isinstance(serving, list):
         lines += ["", "## Serving (benchmarks/bench_serving.py)", ""]

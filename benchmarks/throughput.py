@@ -180,6 +180,18 @@ class Case:
     optimizer: object = None
     data: tuple = None
     dense_gradients: bool = False
+    # Keras dtype policy the model is built under ("mixed_bfloat16":
+    # bfloat16 compute, float32 weights).
+    dtype_policy: str = "float32"
+
+    def build_model(self):
+        """`build()` under this case's dtype policy."""
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.dtype_policy)
+        try:
+            return self.build()
+        finally:
+            keras.config.set_dtype_policy(previous)
 
 
 def _text_arguments(name, vocabulary_size, sequence_length):
@@ -222,7 +234,7 @@ def synthetic_data(model, examples=SYNTHETIC_EXAMPLES, seed=0):
 def run_case(case, peak_gflops, *, windows, window_seconds, seed=0):
     """Builds, times and counts one case; returns a table row dict."""
     keras.utils.set_random_seed(seed)
-    model = case.build()
+    model = case.build_model()
     inputs, targets = case.data or synthetic_data(model, seed=seed)
     training_flops = flops.training_flops_per_example(model, inputs[:1])
     row = {
@@ -231,6 +243,7 @@ def run_case(case, peak_gflops, *, windows, window_seconds, seed=0):
         "batch_size": case.batch_size,
         "jit_compile": case.jit_compile,
         "steps_per_execution": case.steps_per_execution,
+        "dtype_policy": case.dtype_policy,
         "training_mflops_per_example": training_flops / 1e6,
     }
     try:
@@ -351,6 +364,14 @@ def kim_variants(trec_data, sequence_length, vocabulary_size, optimizer):
             jit_compile=True,
             steps_per_execution=10,
             data=short,
+        ),
+        Case(
+            "SparseAdadelta, steps_per_execution=10, mixed_bfloat16 "
+            "(bfloat16 compute: not float32)",
+            kim(sequence_length),
+            steps_per_execution=10,
+            data=short,
+            dtype_policy="mixed_bfloat16",
         ),
     ]
     for case in cases:
