@@ -228,11 +228,14 @@ def plot(summary, path):
             capsize=3,
             label="single region size",
         )
-        for row in (r for r in rows if len(r["region_sizes"]) > 1):
-            # A combination sits at its mean region size.
+        combinations = [r for r in rows if len(r["region_sizes"]) > 1]
+        for index, row in enumerate(combinations):
+            # A combination sits at its mean region size, nudged sideways
+            # so that combinations with the same mean stay apart.
             sizes = row["region_sizes"]
+            nudge = 0.12 * (index - (len(combinations) - 1) / 2)
             axis.errorbar(
-                [sum(sizes) / len(sizes)],
+                [sum(sizes) / len(sizes) + nudge],
                 [row["mean"]],
                 yerr=[row["std"]],
                 marker="s",

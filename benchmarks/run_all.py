@@ -314,6 +314,17 @@ def check_targets(state):
         # The peak is float32's: bfloat16 rows are not measured against it.
         and row.get("dtype_policy", "float32") == "float32"
     ]
+    if kim_rows:
+        # A row padded beyond TREC's longest question (the zoo default of
+        # 64 tokens) computes more FLOPs per example, but not useful ones:
+        # only rows at the smallest FLOP count (the model at TREC's length)
+        # are the training the target is about.
+        useful = min(row["training_mflops_per_example"] for row in kim_rows)
+        kim_rows = [
+            row
+            for row in kim_rows
+            if row["training_mflops_per_example"] <= useful * (1 + 1e-9)
+        ]
     best = max(kim_rows, key=lambda r: r["percent_of_peak"], default=None)
     value = best["percent_of_peak"] if best else None
     targets.append(
