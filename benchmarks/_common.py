@@ -303,7 +303,9 @@ class Vectorized:
     vocabulary: list
 
 
-def vectorize(train, dev, test, *, minimum_length=1, num_classes=None):
+def vectorize(
+    train, dev, test, *, minimum_length=1, length=None, num_classes=None
+):
     """Maps sentences to token ids with a vocabulary of the training part.
 
     The vectorizer is `kerasdl.data.make_vectorizer`, adapted on the
@@ -316,6 +318,8 @@ def vectorize(train, dev, test, *, minimum_length=1, num_classes=None):
         dev: The dev `Split`.
         test: The test `Split`.
         minimum_length: The shortest allowed `sequence_length`.
+        length: If set, every sentence is cut (or padded) to this many
+            tokens instead (e.g. the seed `text_cnn` preset's 10).
         num_classes: Classes; default `max(label) + 1` over the splits.
 
     Returns:
@@ -331,7 +335,16 @@ def vectorize(train, dev, test, *, minimum_length=1, num_classes=None):
         # (examples, MAX_SEQUENCE_LENGTH) int64, zero-padded on the right.
         ids[name] = vectorizer(list(split.sentences)).numpy().astype("int32")
     longest = max(int((value > 0).sum(axis=1).max()) for value in ids.values())
-    length = max(longest, minimum_length)
+    if length is None:
+        length = max(longest, minimum_length)
+    elif length < minimum_length:
+        raise ValueError(
+            f"Argument `length` must be at least {minimum_length} (the "
+            f"widest filter must fit). Received: length={length}"
+        )
+    for name, value in ids.items():
+        if value.shape[1] < length:  # longer than MAX_SEQUENCE_LENGTH
+            ids[name] = np.pad(value, [(0, 0), (0, length - value.shape[1])])
     if num_classes is None:
         labels = np.concatenate([train.labels, dev.labels, test.labels])
         num_classes = int(labels.max()) + 1

@@ -97,6 +97,13 @@ def parse_arguments(argv=None):
         help="word-vector file (GloVe/word2vec text) to initialise the "
         "embeddings, still trained ('CNN-non-static')",
     )
+    parser.add_argument(
+        "--sequence-length",
+        type=int,
+        default=None,
+        help="cut every sentence to its first N tokens (e.g. 10 for the "
+        "seed text_cnn preset); default: the longest sentence",
+    )
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument(
         "--quick",
@@ -124,6 +131,8 @@ def parse_arguments(argv=None):
             parser.error(
                 f"unknown model {model!r}; choose from {_common.TEXT_MODELS}"
             )
+    if args.sequence_length is not None and args.sequence_length < 1:
+        parser.error("--sequence-length must be >= 1")
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be >= 1")
     if args.quick:
@@ -147,7 +156,9 @@ def run_one(args, model_name, dataset, seed, fold, train, dev, test):
     minimum = 5 if model_name.startswith("text_cnn") else 1
     if model_name == "text_cnn":
         minimum = 6  # its widest region spans 6 words
-    vectors = _common.vectorize(train, dev, test, minimum_length=minimum)
+    vectors = _common.vectorize(
+        train, dev, test, minimum_length=minimum, length=args.sequence_length
+    )
     model = _common.build_text_classifier(
         model_name,
         vectors,
@@ -177,7 +188,7 @@ def run_one(args, model_name, dataset, seed, fold, train, dev, test):
 
 def run_key(args, model_name, dataset, seed, fold):
     """What makes a cached run reusable: everything that shapes it."""
-    return {
+    key = {
         "model": model_name,
         "dataset": dataset,
         "seed": seed,
@@ -190,6 +201,10 @@ def run_key(args, model_name, dataset, seed, fold):
         "jit_compile": args.jit_compile,
         "data_root": str(pathlib.Path(args.data_root).resolve()),
     }
+    if args.sequence_length is not None:
+        # Only when set, so that earlier runs' cache keys stay valid.
+        key["sequence_length"] = args.sequence_length
+    return key
 
 
 def run_dataset(args, cache, model_name, dataset):
@@ -294,6 +309,9 @@ def render(summaries, args, machine):
     )
     lines += _common.markdown_table(header, rows)
     embeddings = args.embeddings or "random, trained (CNN-rand)"
+    cut = "cut to the longest one"
+    if args.sequence_length is not None:
+        cut = f"cut or padded to {args.sequence_length} tokens"
     lines += [
         "",
         "Recipe: Adadelta (lr 1.0, rho 0.95, epsilon 1e-6), batch 50, "
@@ -301,7 +319,7 @@ def render(summaries, args, machine):
         "other models keep their zoo defaults), at most "
         f"{args.epochs} epochs, the best dev epoch kept (patience "
         f"{args.patience}). Word vectors: 300-d, {embeddings}. Vocabulary: "
-        "the training part's words; sentences cut to the longest one.",
+        f"the training part's words; sentences {cut}.",
         "",
         f"Command: `{_common.command_line()}`",
         "",

@@ -176,6 +176,15 @@ def test_vectorize_cuts_to_the_longest_sentence():
     assert vectors.vocabulary_size == 2 + 5
     vectors = _common.vectorize(train, short, short, minimum_length=6)
     assert vectors.sequence_length == 6
+    # A fixed length cuts longer sentences to their first tokens.
+    vectors = _common.vectorize(train, short, short, length=2)
+    assert vectors.train[0].shape == (3, 2)
+    np.testing.assert_array_equal(
+        vectors.train[0][2],
+        _common.vectorize(train, short, short).train[0][2][:2],
+    )
+    with pytest.raises(ValueError, match="widest filter"):
+        _common.vectorize(train, short, short, minimum_length=6, length=3)
 
 
 def test_unknown_dataset_names_are_rejected():
