@@ -23,21 +23,8 @@ def _embedding_sum_model():
 
 
 def _adadelta_reference(weights, gradient, steps):
-    """Zeiler (2012) in float64 NumPy, learning rate 1."""
-    accumulated_gradient = np.zeros_like(weights)
-    accumulated_update = np.zeros_like(weights)
-    for _ in range(steps):
-        accumulated_gradient = RHO * accumulated_gradient + (1 - RHO) * (
-            gradient**2
-        )
-        update = (
-            -np.sqrt(accumulated_update + EPSILON)
-            / np.sqrt(accumulated_gradient + EPSILON)
-            * gradient
-        )
-        accumulated_update = RHO * accumulated_update + (1 - RHO) * (update**2)
-        weights = weights + update
-    return weights
+    """Zeiler (2012) in float64 NumPy, the same gradient `steps` times."""
+    return _dense_adadelta_steps(weights, [gradient] * steps)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
