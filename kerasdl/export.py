@@ -824,7 +824,8 @@ def export_model(
             with token-id inputs), serve `kerasdl.folding.fold_text_cnn`'s
             inference-only form: the embedding is multiplied into the
             convolutions ahead of time, so a request is a table lookup
-            and a few additions (about 3x faster at batch 1) at the cost
+            and a few additions (1.7x faster at batch 1 and 2.6x at batch
+            256 for `text_cnn_kim`, benchmarks/bench_serving.py) at the cost
             of a table `sum(region_sizes) * filters / embedding_dim`
             times the embedding's size. The SavedModel then holds no
             trainable weights and no gradients.

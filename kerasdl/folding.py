@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasdl import layers as kerasdl_layers
 from kerasdl.zoo import _blocks
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,6 @@ def _region_layers(model):
 def _check_structure(model):
     if not isinstance(model, keras.Model):
         raise _not_foldable(model, "it is not a keras.Model")
-    from kerasdl import layers as kerasdl_layers
-
     for layer in model.layers:
         if isinstance(layer, keras.layers.Activation):
             activation = layer.get_config()["activation"]
