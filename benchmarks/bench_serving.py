@@ -56,6 +56,22 @@ def _image_batch(rng, batch_size, image_shape):
     return rng.uniform(size=(batch_size, *image_shape)).astype("float32")
 
 
+def _exported_signature(
+    model, name, *, task, base_dir, vectorizer, signature_name, fold=False
+):
+    """Exports `model` (folded if `fold`), reloads it; one signature."""
+    path = export.export_model(
+        model,
+        name,
+        task=task,
+        base_dir=base_dir,
+        vectorizer=vectorizer,
+        warmup=False,
+        fold_embeddings=fold,
+    )
+    return tf.saved_model.load(str(path)).signatures[signature_name]
+
+
 def _signature_runner(signature, input_name):
     return lambda batch: signature(**{input_name: tf.constant(batch)})
 
@@ -150,35 +166,23 @@ def run_benchmark(calls, repeats, large_batch):
                     vocabulary_size=100,
                     sequence_length=spec.shape[1],
                 )
-            path = export.export_model(
-                model,
-                name,
-                task=task,
-                base_dir=base_dir,
-                vectorizer=vectorizer,
-                warmup=False,
-            )
-            loaded = tf.saved_model.load(str(path))
-            signature = loaded.signatures[signature_name]
+
             single, large = make(1), make(large_batch)
-            runners = _runners(model, signature, input_name, spec)
+            export_arguments = {
+                "task": task,
+                "base_dir": base_dir,
+                "vectorizer": vectorizer,
+                "signature_name": signature_name,
+            }
+            plain = _exported_signature(model, name, **export_arguments)
+            runners = _runners(model, plain, input_name, spec)
             if task == "text_classification":
                 # The inference-only export with the embedding folded
                 # into the convolutions (kerasdl.folding).
-                folded_path = export.export_model(
-                    model,
-                    f"{name}_folded",
-                    task=task,
-                    base_dir=base_dir,
-                    vectorizer=vectorizer,
-                    warmup=False,
-                    fold_embeddings=True,
+                folded = _exported_signature(
+                    model, f"{name}_folded", fold=True, **export_arguments
                 )
-                folded = tf.saved_model.load(str(folded_path))
-                folded_signature = folded.signatures[signature_name]
-                runners[FOLDED_RUNNER] = _signature_runner(
-                    folded_signature, input_name
-                )
+                runners[FOLDED_RUNNER] = _signature_runner(folded, input_name)
             for runner, run in runners.items():
                 median, p90 = _latency(run, single, calls)
                 rate = _throughput(run, large, repeats)

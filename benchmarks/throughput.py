@@ -283,10 +283,10 @@ def kim_variants(trec_data, sequence_length, vocabulary_size, optimizer):
 
     Each case changes one thing from the one before (see the labels):
     `SparseAdadelta` without XLA first, then dense Adadelta, which XLA
-    needs, with XLA and the fused convolution; the last is outside Kim's
-    recipe (batch 200). `trec_data` is `(ids,
-    labels)` at `sequence_length` tokens; the zoo default of 64 tokens
-    pads it.
+    needs, with XLA and the fused convolution; then batch 200 (outside
+    Kim's recipe) and, last, bfloat16 compute (not float32). `trec_data`
+    is `(ids, labels)` at `sequence_length` tokens; the zoo default of 64
+    tokens pads it.
     """
 
     def kim(length, hand_written=True):
