@@ -30,6 +30,7 @@ Example:
 """
 
 import argparse
+import datetime
 import json
 import logging
 import os
@@ -451,8 +452,16 @@ def render(state, targets, args, machine):
     lines = ["# kerasdl benchmarks", ""]
     if args.quick:
         lines += ["**Quick mode**: a smoke test, not a result.", ""]
-    lines += [*_common.machine_lines(machine), ""]
-    lines += ["## Targets", ""]
+    lines += [*_common.machine_lines(machine)]
+    if state.get("reused"):
+        measured_at = ", ".join(
+            f"{name} {when}" for name, when in state["reused"].items()
+        )
+        lines.append(
+            f"- Rendered with `--resume`: sections measured earlier "
+            f"({measured_at}); the date and load above are the render's"
+        )
+    lines += ["", "## Targets", ""]
     lines += _common.markdown_table(
         ("Target", "Goal", "Measured", "Verdict", "Setting"),
         [
@@ -572,6 +581,11 @@ def run_sections(args):
         path = _section_cache(args, name)
         if args.resume and path.is_file():
             state[name] = json.loads(path.read_text())
+            state.setdefault("reused", {})[name] = (
+                datetime.datetime.fromtimestamp(
+                    path.stat().st_mtime, datetime.timezone.utc
+                ).isoformat(timespec="seconds")
+            )
             print(f"[{name}] reused {path}", flush=True)
             continue
         measured.add(name)

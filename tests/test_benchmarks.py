@@ -338,6 +338,29 @@ def test_targets_report_by_how_much_they_are_met_or_missed():
     assert latency["verdict"] == "not measured"
 
 
+def test_resume_keeps_the_cached_peak_and_recomputes_shares(
+    tmp_path, monkeypatch
+):
+    args = run_all.parse_arguments(
+        ["--only", "zoo", "--resume", "--cache-dir", str(tmp_path)]
+    )
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "full-peak.json").write_text(json.dumps({"gflops": 400.0}))
+    # Cached before a remeasured peak: its share is stale.
+    row = {"case": "x", "gflops": 100.0, "percent_of_peak": 50.0}
+    (suite / "full-zoo.json").write_text(json.dumps([row]))
+
+    def no_measuring(*_):
+        raise AssertionError("a resumed render must not measure the peak")
+
+    monkeypatch.setattr(run_all, "section_peak", no_measuring)
+    monkeypatch.setitem(run_all.SECTION_FUNCTIONS, "peak", no_measuring)
+    state = run_all.run_sections(args)
+    assert state["peak"]["gflops"] == 400.0
+    assert state["zoo"][0]["percent_of_peak"] == pytest.approx(25.0)
+
+
 def test_serving_targets_read_the_folded_export():
     def row(runner, milliseconds, rate):
         return {
