@@ -367,7 +367,7 @@ def kim_optimizer(dense_gradients=False):
 
     Args:
         dense_gradients: Apply embedding gradients densely
-            (`DenseGradientAdadelta`), as XLA (`jit_compile=True`) needs;
+            (`DenseGradientAdadelta`), as the suite's XLA rows do;
             otherwise `SparseAdadelta` updates only the batch's rows, with
             the same result.
 

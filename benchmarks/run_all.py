@@ -502,8 +502,8 @@ def render(state, targets, args, machine):
             "",
             "Adadelta (Kim's recipe): `SparseAdadelta` (only the batch's "
             "embedding rows) in the first three rows, "
-            "`DenseGradientAdadelta` (the whole embedding every step, as "
-            "XLA needs) below; each row changes one thing from the row "
+            "`DenseGradientAdadelta` (the whole embedding every step) "
+            "below; each row changes one thing from the row "
             "above; the fused rows count the unfused (useful) FLOPs.",
         ]
     if state.get("accuracy"):

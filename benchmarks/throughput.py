@@ -282,11 +282,11 @@ def kim_variants(trec_data, sequence_length, vocabulary_size, optimizer):
     """The steps tried to speed up `text_cnn_kim` training on TREC.
 
     Each case changes one thing from the one before (see the labels):
-    `SparseAdadelta` without XLA first, then dense Adadelta, which XLA
-    needs, with XLA and the fused convolution; then batch 200 (outside
-    Kim's recipe) and, last, bfloat16 compute (not float32). `trec_data`
-    is `(ids, labels)` at `sequence_length` tokens; the zoo default of 64
-    tokens pads it.
+    `SparseAdadelta` without XLA first, then dense Adadelta
+    (`DenseGradientAdadelta`), with XLA and the fused convolution; then
+    batch 200 (outside Kim's recipe) and, last, bfloat16 compute (not
+    float32). `trec_data` is `(ids, labels)` at `sequence_length` tokens;
+    the zoo default of 64 tokens pads it.
     """
 
     def kim(length, hand_written=True):
@@ -375,7 +375,8 @@ def kim_variants(trec_data, sequence_length, vocabulary_size, optimizer):
         ),
     ]
     for case in cases:
-        # XLA needs dense embedding gradients (`DenseGradientAdadelta`).
+        # The XLA rows use dense embedding gradients
+        # (`DenseGradientAdadelta`); Keras' own sparse Adadelta stalls there.
         case.optimizer = functools.partial(
             optimizer, dense_gradients=case.jit_compile or case.dense_gradients
         )

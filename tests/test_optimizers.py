@@ -141,7 +141,7 @@ def test_sparse_adadelta_equals_dense_adadelta_on_skipped_rows(dense_steps):
     )
 
 
-def _train_text_cnn(optimizer, ids, labels, epochs):
+def _train_text_cnn(optimizer, ids, labels, epochs, jit_compile=False):
     keras.utils.set_random_seed(3)
     model = zoo.build(
         "text_cnn_kim",
@@ -152,20 +152,27 @@ def _train_text_cnn(optimizer, ids, labels, epochs):
         num_classes=3,
         dropout=0.0,
     )
-    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.compile(
+        optimizer, "sparse_categorical_crossentropy", jit_compile=jit_compile
+    )
     model.fit(
         ids, labels, batch_size=8, epochs=epochs, shuffle=False, verbose=0
     )
     return model
 
 
-def test_sparse_adadelta_trains_a_text_cnn_like_dense_adadelta():
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_sparse_adadelta_trains_a_text_cnn_like_dense_adadelta(jit_compile):
     rng = np.random.default_rng(0)
     # A small vocabulary used unevenly: many rows skip many steps.
     ids = rng.zipf(1.5, (64, 8)).clip(1, 39).astype("int32")
     labels = rng.integers(0, 3, 64)
     sparse = _train_text_cnn(
-        SparseAdadelta(1.0, rho=RHO, epsilon=EPSILON), ids, labels, 3
+        SparseAdadelta(1.0, rho=RHO, epsilon=EPSILON),
+        ids,
+        labels,
+        3,
+        jit_compile=jit_compile,
     )
     dense = _train_text_cnn(
         DenseGradientAdadelta(1.0, rho=RHO, epsilon=EPSILON), ids, labels, 3
