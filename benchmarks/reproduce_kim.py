@@ -131,13 +131,26 @@ def parse_arguments(argv=None):
             parser.error(
                 f"unknown model {model!r}; choose from {_common.TEXT_MODELS}"
             )
-    if args.sequence_length is not None and args.sequence_length < 1:
-        parser.error("--sequence-length must be >= 1")
+    if args.sequence_length is not None:
+        needed = max(_minimum_length(model) for model in args.models)
+        if args.sequence_length < needed:
+            parser.error(
+                f"--sequence-length must be at least {needed}, the widest "
+                f"filter of {','.join(args.models)}; received "
+                f"{args.sequence_length}"
+            )
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be >= 1")
     if args.quick:
         args.seeds, args.epochs, args.mr_split = 1, 1, True
     return args
+
+
+def _minimum_length(model_name):
+    """The fewest tokens a model's widest filter needs."""
+    if model_name == "text_cnn":
+        return 6  # its widest region spans 6 words
+    return 5 if model_name == "text_cnn_kim" else 1
 
 
 def _embedding_matrix(args, vectors, seed):
@@ -153,11 +166,12 @@ def _embedding_matrix(args, vectors, seed):
 def run_one(args, model_name, dataset, seed, fold, train, dev, test):
     """Trains and tests one model on one fold; returns the run record."""
     keras.utils.set_random_seed(seed)
-    minimum = 5 if model_name.startswith("text_cnn") else 1
-    if model_name == "text_cnn":
-        minimum = 6  # its widest region spans 6 words
     vectors = _common.vectorize(
-        train, dev, test, minimum_length=minimum, length=args.sequence_length
+        train,
+        dev,
+        test,
+        minimum_length=_minimum_length(model_name),
+        length=args.sequence_length,
     )
     model = _common.build_text_classifier(
         model_name,

@@ -17,6 +17,7 @@ from benchmarks import bench_optimizers
 from benchmarks import bench_serving
 from benchmarks import flops
 from benchmarks import fused_text_cnn
+from benchmarks import reproduce_kim
 from benchmarks import run_all
 from benchmarks import throughput
 from kerasdl import zoo
@@ -359,6 +360,19 @@ def test_resume_keeps_the_cached_peak_and_recomputes_shares(
     state = run_all.run_sections(args)
     assert state["peak"]["gflops"] == 400.0
     assert state["zoo"][0]["percent_of_peak"] == pytest.approx(25.0)
+
+
+def test_reproduce_kim_rejects_a_length_below_the_widest_filter(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce_kim.parse_arguments(
+            ["--models", "text_cnn", "--sequence-length", "5"]
+        )
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "--sequence-length must be at least 6" in message
+    assert "received 5" in message
+    args = reproduce_kim.parse_arguments(["--sequence-length", "5"])
+    assert args.sequence_length == 5  # text_cnn_kim's widest filter: 5
 
 
 def test_serving_targets_read_the_folded_export():
